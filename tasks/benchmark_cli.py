@@ -58,10 +58,12 @@ def main(evaluate: Callable[[str, argparse.Namespace], dict], metric_name: str,
     sys.exit(0 if result["status"] == "ok" else 1)
 
 
-def load_test_suites(paths: list[str], validate_case: Callable[[Any], str | None] | None = None) -> dict[str, list]:
-    """Read `--tests` files: {"cases": [...]} each. Returns {file name: cases}; a bad file is a clear ValueError."""
+def load_test_suites(paths: list, validate_case: Callable[[Any], str | None] | None = None) -> dict[str, list]:
+    """Read `--tests` files: {"cases": [...]} each. Returns {suite name: cases}, named by file name (with a
+    number added when two files share a name, and never "original", the task's own suite); a bad file is a
+    clear ValueError."""
     suites = {}
-    for path in paths:
+    for path in map(str, paths):
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -74,5 +76,8 @@ def load_test_suites(paths: list[str], validate_case: Callable[[Any], str | None
             problem = validate_case(case) if validate_case else None
             if problem:
                 raise ValueError(f"{path}: case {index}: {problem}")
-        suites[path.rsplit("/", 1)[-1]] = cases
+        name, copy = path.rsplit("/", 1)[-1], 2
+        while name in suites or name == "original":
+            name, copy = f"{path.rsplit('/', 1)[-1]} ({copy})", copy + 1
+        suites[name] = cases
     return suites

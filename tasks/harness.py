@@ -144,10 +144,19 @@ def run_level(loop: Loop, args: argparse.Namespace) -> dict:
         else:
             state = saved
             client.load_state_dict(state["llm"])
+            _trim_cassette(directory / "llm_calls.jsonl", state["llm"]["usage"]["calls"])
             write_solution(state["best_code"], run.best_path)  # best.py may be newer than the checkpoint
         run.state = state
         _write_record(run, state)
         return _drive(run, state, checkpoints, args)
+
+
+def _trim_cassette(path: Path, calls: int) -> None:
+    """Drop calls recorded after the last checkpoint: the resumed run makes them again, so replay stays exact."""
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        if len(lines) > calls:
+            atomic_write_text(path, "".join(lines[:calls]))
 
 
 def _fresh_state(run: Run, args) -> dict:
@@ -178,7 +187,7 @@ def _drive(run: Run, state: dict, checkpoints: RunDirectory, args) -> dict:
         print(f"[{label}] resuming at iteration {state['next_iteration']}", file=sys.stderr)
     state["status"] = "running"
     progress = tqdm(total=args.iters, initial=state["next_iteration"] - 1, desc=label, unit="iter",
-                    file=sys.stderr, dynamic_ncols=True)
+                    file=sys.stderr, dynamic_ncols=True, disable=None)  # no bar in logs: the lines say it all
     progress.set_postfix_str(f"best {state['best_metric']:g}")
     segment_started = time.monotonic()
     try:

@@ -188,7 +188,9 @@ def run_solution(task: Task, solution_path: str | os.PathLike, extra_tests: tupl
                     details=result.get("details") or {}, message=result.get("message", ""),
                     stdout_tail=result.get("candidate_stdout", ""), stderr_tail=result.get("candidate_stderr", ""))
     if run.status == "ok" and task.is_judged:
-        scored = task.config.score_answers(result.get("answers") or {}, judge=judge)
+        scoring = task.config.score_answers
+        extra = {"test_files": [str(t) for t in extra_tests]} if "test_files" in inspect.signature(scoring).parameters else {}
+        scored = scoring(result.get("answers") or {}, judge=judge, **extra)
         run.metric = float(scored["metric"])
         run.details = {**run.details, **scored.get("details", {})}
         run.duration_s = time.monotonic() - started
