@@ -32,15 +32,19 @@ def _checksum(state: Any) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that a crash leaves either the old content or the new, never a torn file."""
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
+    """Write a file so that a crash leaves either the old content or the new, never a torn file.
+    durable=False skips the fsyncs: for files derived from a checkpoint, which a resume rewrites anyway."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            os.fsync(handle.fileno())
     os.replace(temporary, path)
+    if not durable:
+        return
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

@@ -90,6 +90,8 @@ class Run:
         self.loop, self.task, self.client, self.directory, self.args = loop, task, client, directory, args
         self.best_path = directory / "solutions" / "best.py"
         self.state: dict = {}
+        self._checkpoints: RunDirectory | None = None
+        self._usage_before_iteration: dict | None = None
 
     @property
     def best_code(self) -> str:
@@ -112,8 +114,16 @@ class Run:
     def evaluate(self, code: str, index: int, extra_tests: tuple = ()) -> RunResult:
         path = write_solution(code, self.directory / "candidates" / f"iter-{index:04d}.py")
         result = run_solution(self.task, path, extra_tests=extra_tests, judge=self.judge())
-        atomic_write_text(path.with_suffix(".json"), json.dumps(result.to_dict(), indent=1))
+        atomic_write_text(path.with_suffix(".json"), json.dumps(result.to_dict(), indent=1), durable=False)
         return result
+
+    def checkpoint(self) -> None:
+        """Save the state now, in the middle of an iteration (level 3 saves after each generation). A resumed run
+        calls iterate() again for the same index: the level state must say which part of it is already done.
+        The iteration's LLM accounting still starts where the interrupted iteration started."""
+        self.state["usage_before_iteration"] = self._usage_before_iteration
+        self.state["llm"] = self.client.state_dict()
+        self._checkpoints.save(self.state)
 
     def judge(self):
         if not self.task.is_judged:
@@ -137,6 +147,7 @@ def run_level(loop: Loop, args: argparse.Namespace) -> dict:
         client = make_client(args.provider, args.model, record_to=directory / "llm_calls.jsonl",
                              max_cost=args.max_cost, max_calls=args.max_calls, seed=args.seed)
         run = Run(loop, task, client, directory, args)
+        run._checkpoints = checkpoints
         saved = checkpoints.load()
         if saved is None:
             state = _fresh_state(run, args)
@@ -193,8 +204,11 @@ def _drive(run: Run, state: dict, checkpoints: RunDirectory, args) -> dict:
     try:
         while state["next_iteration"] <= args.iters and not run.task.is_perfect(state["best_metric"]):
             index = state["next_iteration"]
-            before = run.client.usage()
+            # an iteration resumed after a mid-iteration checkpoint (Run.checkpoint) is accounted from its true start
+            before = state.pop("usage_before_iteration", None) or run.client.usage()
+            run._usage_before_iteration = before
             iteration = run.loop.iterate(run, state["level_state"], index)
+            state.pop("usage_before_iteration", None)
             entry = _account(run, state, index, iteration, before)
             state["iterations"].append(entry)
             state["next_iteration"] = index + 1
@@ -255,7 +269,7 @@ def _record(run: Run, state: dict) -> dict:
 
 
 def _write_record(run: Run, state: dict) -> None:
-    atomic_write_text(run.directory / "experiment.json", json.dumps(_record(run, state), indent=1))
+    atomic_write_text(run.directory / "experiment.json", json.dumps(_record(run, state), indent=1), durable=False)
 
 
 def _now() -> str:
@@ -276,10 +290,14 @@ def sibling(level_file: str, name: str):
 
 
 # ----- entry points for run.py and experiment.py ---------------------------------------------------
-def main(loop: Loop, description: str, argv=None, experiment: bool = False, default_iters: int = 10) -> int:
+def main(loop: Loop, description: str, argv=None, experiment: bool = False, default_iters: int = 10,
+         add_arguments=None) -> int:
+    """`add_arguments(parser)`, if given, adds a level's own flags (read them from `run.args`)."""
     parser = build_parser(description, default_iters)
     if experiment:
         add_experiment_arguments(parser)
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     seeds = [args.seed + offset for offset in range(getattr(args, "seeds", 1))]
     try:
