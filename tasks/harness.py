@@ -90,6 +90,7 @@ class Run:
         self.loop, self.task, self.client, self.directory, self.args = loop, task, client, directory, args
         self.best_path = directory / "solutions" / "best.py"
         self.state: dict = {}
+        self._judge = None
         self._checkpoints: RunDirectory | None = None
         self._usage_before_iteration: dict | None = None
 
@@ -126,10 +127,13 @@ class Run:
         self._checkpoints.save(self.state)
 
     def judge(self):
+        """One judge per run, so its cache makes re-scoring the same answers free."""
         if not self.task.is_judged:
             return None
-        from tasks.llm.judge import make_judge
-        return make_judge(self.client)
+        if self._judge is None:
+            from tasks.llm.judge import make_judge
+            self._judge = make_judge(self.client)
+        return self._judge
 
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import run_benchmark_cli
 from tasks.email_validation import config
 from tasks.email_validation.reference import is_valid_email, why_invalid
 
@@ -32,15 +33,7 @@ RULE_AS_REGEX = re.compile(
 
 
 def run_benchmark(solution: Path, *suites: Path) -> dict:
-    command = [sys.executable, str(BENCHMARK), str(solution)]
-    for suite in suites:
-        command += ["--tests", str(suite)]
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    result_lines = [line for line in completed.stdout.splitlines() if line.startswith("result: ")]
-    assert result_lines, f"no result line; stdout={completed.stdout!r} stderr={completed.stderr[-2000:]!r}"
-    result = json.loads(result_lines[-1][len("result: "):])
-    result["stdout"], result["stderr"] = completed.stdout, completed.stderr
-    return result
+    return run_benchmark_cli(BENCHMARK, solution, *suites)
 
 
 def write_suite(path: Path, cases: list[dict]) -> Path:

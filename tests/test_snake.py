@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from tests.conftest import run_benchmark_cli
 from tasks.snake import config
 from tasks.snake.benchmark import GAME_SEEDS, WORKER_CPU_SECONDS
 from tasks.snake.game import SnakeGame, play_game, starvation_steps, step_cap
@@ -67,15 +68,7 @@ def hamiltonian_move(state):
 
 
 def run_benchmark(solution: Path, *suites: Path) -> dict:
-    command = [sys.executable, str(BENCHMARK), str(solution)]
-    for suite in suites:
-        command += ["--tests", str(suite)]
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    result_lines = [line for line in completed.stdout.splitlines() if line.startswith("result: ")]
-    assert result_lines, f"no result line; stdout={completed.stdout!r} stderr={completed.stderr[-2000:]!r}"
-    result = json.loads(result_lines[-1][len("result: "):])
-    result["stdout"], result["stderr"] = completed.stdout, completed.stderr
-    return result
+    return run_benchmark_cli(BENCHMARK, solution, *suites)
 
 
 def write_file(path: Path, text: str) -> Path:

@@ -1,7 +1,8 @@
 """The support task: answer customer questions about Ledgerloom (a fictional invoicing app) from its
 knowledge base. Judged: the benchmark collects the answers, and `score_answers` scores them with the
 deterministic rubric in rubric.py (weighted fact checks, wrong-fact penalties, a length penalty).
-An LLM judge can be plugged in later for checks the rubric cannot decide (matcher result None).
+Only a check whose matcher cannot decide (result None) goes to the run's LLM judge (tasks/llm/judge.py).
+rubric_checks.json is reviewed by hand; `python tasks/generate_rubric.py --task support` drafts a new one.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ METRIC_NAME = "rubric_score"
 HIGHER_IS_BETTER = True
 PERFECT_SCORE = 100.0
 USES_RUBRIC = True
-USES_LLM_JUDGE = False  # the LLM judge arrives with the LLM layer
+USES_LLM_JUDGE = False  # not scored wholly by an LLM: the rubric decides, the judge only fills gaps
 # initial_solution.py scores 12.33 (mean of the 10 questions' rubric scores), measured with
 # `python tasks/support/benchmark.py tasks/support/initial_solution.py` and score_answers on its answers.
 INITIAL_SOLUTION_SCORE = 12.33

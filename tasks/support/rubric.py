@@ -277,14 +277,14 @@ def score_answers(answers: dict, cases: dict, judge: Judge | None = None) -> dic
 
 
 # ---------------------------------------------------------------- validating cases
-def _iter_matchers(matcher: dict, negated: bool = False):
+def iter_matchers(matcher: dict, negated: bool = False):
     """Yield (matcher, negated) for a matcher and everything nested in it."""
     yield matcher, negated
     if matcher["type"] == "absent":
-        yield from _iter_matchers(_absent_inner(matcher), not negated)
+        yield from iter_matchers(_absent_inner(matcher), not negated)
     elif matcher["type"] in ("all_of", "any_of"):
         for inner in matcher["matchers"]:
-            yield from _iter_matchers(inner, negated)
+            yield from iter_matchers(inner, negated)
 
 
 def _nested_repeat(parsed, inside_repeat: bool = False) -> bool:
@@ -383,9 +383,8 @@ def kb_text(kb: list[dict]) -> str:
 def validate_case(case, kb: list[dict], *, normalized_kb: str | None = None) -> str | None:
     """None when `case` is well formed and answerable from `kb`, else the reason it is not.
 
-    Checks: the JSON schema, unique check ids, at least one credit check, finite weights, regexes that
-    compile without nested repetition, and credit keywords that occur in the KB (bare numbers exempt).
-    Whether the expected facts are *right* is not decided here: an LLM referee does that."""
+    Checks: the JSON schema, unique check ids, at least one credit check, and each check as
+    `validate_check` does. Whether the expected facts are *right* is not decided here: an LLM referee does that."""
     import jsonschema  # imported here so matching works without it
 
     if _json_depth(case) > MAX_CASE_DEPTH:
@@ -402,25 +401,51 @@ def validate_case(case, kb: list[dict], *, normalized_kb: str | None = None) -> 
         return "the case needs at least one credit check (not 'absent'): an empty answer would score full marks"
     normalized_kb = normalized_kb if normalized_kb is not None else kb_text(kb)
     for check in case["checks"]:
-        if not math.isfinite(check["weight"]):
-            return f"check {check['id']}: weight must be a positive finite number"
-        for matcher, negated in _iter_matchers(check["matcher"]):
-            if matcher["type"] == "regex" or (matcher["type"] == "absent" and "pattern" in matcher):
-                problem = _pattern_problem(matcher["pattern"])
-                if problem:
-                    return f"check {check['id']}: {problem}"
-            keywords = matcher.get("any", []) + matcher.get("all", []) if matcher["type"] != "regex" else []
-            if any(isinstance(k, str) and not normalize_text(k) for k in keywords):
-                return f"check {check['id']}: a keyword is blank after normalization"
-            if matcher["type"] != "keywords" or negated:
-                continue   # wrong facts need not be in the knowledge base
-            missing = [k for k in matcher.get("all", []) if not _grounded(k, normalized_kb)]
-            if missing:
-                return (f"check {check['id']}: keywords {missing} appear nowhere in the knowledge base, "
-                        f"so the question is not answerable from it")
-            if "any" in matcher and not any(_grounded(k, normalized_kb) for k in matcher["any"]):
-                return (f"check {check['id']}: none of the keywords {matcher['any']} appears in the knowledge "
-                        f"base, so the question is not answerable from it")
+        problem = _check_content_problem(check, normalized_kb)
+        if problem:
+            return problem
+    return None
+
+
+CHECK_SCHEMA = {"$ref": "#/$defs/check", "$defs": CASE_SCHEMA["$defs"]}
+
+
+def validate_check(check, kb: list[dict], *, normalized_kb: str | None = None) -> str | None:
+    """None when one check is well formed and, for credit keywords, grounded in `kb`; else the reason.
+    Lets a rubric generator drop a single bad check instead of a whole case."""
+    import jsonschema
+
+    if _json_depth(check) > MAX_CASE_DEPTH - 2:   # a check sits two levels down in a case
+        return f"check is nested more than {MAX_CASE_DEPTH - 2} levels deep; flatten its matchers"
+    try:
+        jsonschema.validate(check, CHECK_SCHEMA)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "check"
+        return f"{where}: {exc.message[:300]}"
+    return _check_content_problem(check, normalized_kb if normalized_kb is not None else kb_text(kb))
+
+
+def _check_content_problem(check: dict, normalized_kb: str) -> str | None:
+    """Finite weight, safe regexes, no blank keywords, credit keywords that occur in the KB (bare numbers exempt)."""
+    if not math.isfinite(check["weight"]):
+        return f"check {check['id']}: weight must be a positive finite number"
+    for matcher, negated in iter_matchers(check["matcher"]):
+        if matcher["type"] == "regex" or (matcher["type"] == "absent" and "pattern" in matcher):
+            problem = _pattern_problem(matcher["pattern"])
+            if problem:
+                return f"check {check['id']}: {problem}"
+        keywords = matcher.get("any", []) + matcher.get("all", []) if matcher["type"] != "regex" else []
+        if any(isinstance(k, str) and not normalize_text(k) for k in keywords):
+            return f"check {check['id']}: a keyword is blank after normalization"
+        if matcher["type"] != "keywords" or negated:
+            continue   # wrong facts need not be in the knowledge base
+        missing = [k for k in matcher.get("all", []) if not _grounded(k, normalized_kb)]
+        if missing:
+            return (f"check {check['id']}: keywords {missing} appear nowhere in the knowledge base, "
+                    f"so the question is not answerable from it")
+        if "any" in matcher and not any(_grounded(k, normalized_kb) for k in matcher["any"]):
+            return (f"check {check['id']}: none of the keywords {matcher['any']} appears in the knowledge "
+                    f"base, so the question is not answerable from it")
     return None
 
 
