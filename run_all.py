@@ -45,9 +45,9 @@ KNOWN_LEVELS = {
 # level's experiment.py lists it in its --help.
 PRESETS = {
     "quick": {"seeds": 1,
-              "iters": {"autoresearch": 3, "feedback-loop": 2, "hyperagent": 2, "arena-loop": 2},
+              "iters": {"autoresearch": 4, "feedback-loop": 4, "hyperagent": 4, "arena-loop": 2},
               "default_iters": 2,
-              "flags": {"hyperagent": {"--meta-every": "1"}, "arena-loop": {"--code": "1", "--test": "1"}}},
+              "flags": {"hyperagent": {"--meta-every": "2"}, "arena-loop": {"--code": "1", "--test": "1"}}},
     "full": {"seeds": 3,
              "iters": {"autoresearch": 20, "feedback-loop": 20, "hyperagent": 20, "arena-loop": 10},
              "default_iters": 20,

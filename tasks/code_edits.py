@@ -16,6 +16,8 @@ Decisions worth knowing:
   models fence the sections themselves).
 - A fence that is never closed is not a candidate: its reply was probably cut short.
 - "Unchanged" compares Python tokens, so whitespace-only edits count as unchanged but comment edits do not.
+- A fenced block that writes out only some of the file's functions is a function-level edit: it is merged
+  into the current file by name (tasks/code_merge.py); one that defines them all is the whole new file.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ import tokenize
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
+
+from tasks.code_merge import merge_definitions
 
 # --- tunables -------------------------------------------------------------------------------------
 DEFAULT_MAX_CHARS = 30_000
@@ -89,9 +93,24 @@ class EditBlock:
     line: int = 0    # line of the reply where the block starts (1-based, 0 if unknown)
 
 
-def describe_edit_format() -> str:
-    """Short instructions with an example, for prompts aimed at small models."""
-    return _EDIT_FORMAT_TEXT
+_FUNCTION_FORMAT_TEXT = """\
+Reply with one ```python block that contains only the function(s) you change, each written out in full
+with the same name. Functions you leave out stay as they are. You may add new helper functions and imports.
+"""
+# Which answer format the prompts ask for. Every format is accepted whatever the prompts ask for.
+# "functions" suits weak local models (measured: Qwen2.5-Coder-0.5B writes whole functions well and rarely
+# produces SEARCH/REPLACE markers); "search_replace" gives shorter answers from models that can follow it.
+EDIT_FORMATS = {"functions": _FUNCTION_FORMAT_TEXT, "search_replace": _EDIT_FORMAT_TEXT}
+EDIT_FORMAT_ENV = "SIA_EDIT_FORMAT"
+
+
+def describe_edit_format(style: str | None = None) -> str:
+    """Short answer-format instructions for prompts: `style`, else $SIA_EDIT_FORMAT, else "functions"."""
+    import os
+    style = style or os.environ.get(EDIT_FORMAT_ENV) or "functions"
+    if style not in EDIT_FORMATS:
+        raise ValueError(f"{EDIT_FORMAT_ENV}={style!r} is not a known answer format; use one of {sorted(EDIT_FORMATS)}")
+    return EDIT_FORMATS[style]
 
 
 # --- whole-file extraction ------------------------------------------------------------------------
@@ -424,16 +443,19 @@ def candidate_from_reply(reply: str, current_source: str, *, truncated: bool = F
     `truncated` must be True when the model stopped at its token limit: such a reply is never used."""
     if truncated:
         raise CandidateRejected(
-            "truncated", "Your reply was cut off at the token limit, so none of it was used. Reply with "
-            "fewer, smaller SEARCH/REPLACE blocks instead of long code.")
+            "truncated", "Your reply was cut off at the token limit, so none of it was used. Write a shorter "
+            "answer: change one function at a time, with no explanations.")
     if len(reply) > MAX_REPLY_FACTOR * max_chars:
         raise CandidateRejected(
             "too_large", f"Your reply is {len(reply)} characters, far over the {max_chars}-character file "
-            "limit. Reply with small SEARCH/REPLACE blocks.")
+            "limit. Change one function at a time.")
     if has_edit_blocks(reply):
         candidate = apply_edits(current_source, parse_edit_blocks(reply))
     else:
         candidate = extract_code(reply, required_names)
+        merged = merge_definitions(_normalize_newlines(current_source), candidate)
+        if merged is not None:  # only some functions written out: a function-level edit
+            candidate = merged
 
     if len(candidate) > max_chars:
         raise CandidateRejected(

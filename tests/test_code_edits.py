@@ -194,8 +194,38 @@ def test_truncated_reply_is_rejected_even_if_it_is_valid():
     assert error.kind == "truncated" and "token limit" in error.message
 
 
-def test_whole_file_reply_is_used_when_there_are_no_edit_blocks():
-    assert candidate_from_reply(f"```python\n{NEW_FILE}```", SOURCE, required_names=["choose_move"]) == NEW_FILE
+def test_partial_reply_is_merged_by_function_name():
+    # NEW_FILE writes out only choose_move: a function-level edit; helper and other stay as they are
+    merged = candidate_from_reply(f"```python\n{NEW_FILE}```", SOURCE, required_names=["choose_move"])
+    assert merged.startswith(NEW_FILE.rstrip("\n"))
+    assert "def helper(x):\n    return x + 1" in merged and "def other(x):" in merged
+    assert merged.count("def choose_move") == 1
+
+
+def test_whole_file_reply_replaces_everything():
+    whole = SOURCE.replace("return moves[0]", "return moves[-1]").replace("def other(x):\n    return x + 1\n", "")
+    whole += "\n\ndef other(x):\n    return x - 1\n"
+    assert candidate_from_reply(f"```python\n{whole}```", SOURCE) == whole
+
+
+def test_function_level_edit_adds_new_helpers_imports_and_constants():
+    reply = ("```python\nimport math\nSTEP = 2\n\ndef helper(x):\n    return math.floor(x) + STEP\n\n"
+             "def brand_new(y):\n    return y\n```")
+    merged = candidate_from_reply(reply, SOURCE)
+    namespace = {}
+    exec(merged, namespace)
+    assert namespace["helper"](1.5) == 3 and namespace["brand_new"](4) == 4
+    assert namespace["choose_move"]({"moves": [7, 8]}) == 7 and namespace["other"](1) == 2
+    assert merged.index("import math") < merged.index("STEP = 2") < merged.index("def choose_move")
+
+
+def test_edit_format_is_selectable(monkeypatch):
+    assert "only the function(s) you change" in describe_edit_format()
+    monkeypatch.setenv("SIA_EDIT_FORMAT", "search_replace")
+    assert "SEARCH/REPLACE" in describe_edit_format()
+    monkeypatch.setenv("SIA_EDIT_FORMAT", "diff")
+    with pytest.raises(ValueError, match="SIA_EDIT_FORMAT"):
+        describe_edit_format()
 
 
 def test_unchanged_candidate_is_rejected_ignoring_whitespace():
@@ -232,7 +262,8 @@ def test_code_that_crashes_compile_is_a_syntax_error_rejection(code):
 
 
 def test_missing_required_function_is_rejected():
-    error = rejected("```python\ndef choose(state):\n    return 1\n```", required_names=["choose_move"])
+    error = rejected(edit('def choose_move(state):\n    moves = state["moves"]\n    return moves[0]\n',
+                          "def choose(state):\n    return 1\n"), required_names=["choose_move"])
     assert error.kind == "missing_function" and "choose_move" in error.message
 
 
@@ -247,7 +278,7 @@ def test_rejection_survives_pickling_for_worker_processes():
 
 
 def test_describe_edit_format_shows_a_block_that_parses():
-    text = describe_edit_format()
+    text = describe_edit_format("search_replace")
     blocks = parse_edit_blocks(text)
     assert len(blocks) == 1 and "return a + b" in blocks[0].replace
 

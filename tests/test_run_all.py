@@ -86,7 +86,7 @@ def test_preset_gives_each_level_its_iterations_and_only_flags_it_takes(tmp_path
     args.level_list = ["autoresearch", "hyperagent", "arena-loop"]     # plan() does not need the folders
     by_level = {e.level: e for e in run_all.plan(args)}
     assert by_level["autoresearch"].iters == run_all.PRESETS["quick"]["iters"]["autoresearch"]
-    assert by_level["hyperagent"].flags == ["--meta-every", "1"]
+    assert by_level["hyperagent"].flags == ["--meta-every", run_all.PRESETS["quick"]["flags"]["hyperagent"]["--meta-every"]]
     assert by_level["arena-loop"].flags == []                          # takes none of its preset's flags
     args.iters, args.seeds = 7, 2
     plan = run_all.plan(args)
