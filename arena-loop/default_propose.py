@@ -6,7 +6,7 @@ scores it on the whole suite and keeps it only if it is better.
 """
 import sandbox_host
 
-MAX_TOKENS = 1200
+MAX_TOKENS = 800
 
 
 def propose(context):

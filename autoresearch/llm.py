@@ -12,7 +12,7 @@ from tasks.code_edits import describe_edit_format
 
 TEMPLATE = (Path(__file__).with_name("prompt.txt")).read_text()
 HISTORY_SHOWN = 6          # attempts listed in the prompt; older ones are dropped so the prompt stays short
-MAX_TOKENS = 1200          # an edit answer; a whole file fits too for a small solution
+MAX_TOKENS = 800           # one rewritten function fits; a weak model that rambles is cut off sooner
 TEMPERATURE = 0.7
 
 

@@ -70,8 +70,9 @@ class HyperAgentLoop:
         generations.sync_folders(run.directory, state["generations"], state["current"])  # the state is the truth
         if state["since_rewrite"] >= _meta_every(run):
             self.outer_step(run, state, index)
+        running = state["current"]  # the inner step may revert a generation that fails when run
         iteration = self.inner_step(run, state, index)
-        iteration.extra = {"generation": state["current"]}
+        iteration.extra = {"generation": running}
         newest = state["generations"][-1]
         if newest["created_before_iteration"] == index:  # from the state: also right when resumed after the rewrite
             iteration.extra["rewrite"] = {"generation": newest["generation"], "parent": newest["parent"],
@@ -130,8 +131,10 @@ class HyperAgentLoop:
         except SandboxError as error:
             session.stop_if_budget_refused()
             message = f"the task agent failed: {error.status}: {error.message}"[:600]
-            return self._record(run, state, index, None, False, f"rejected:agent_{error.status}", message,
-                                f"agent failure ({error.status})")
+            iteration = self._record(run, state, index, None, False, f"rejected:agent_{error.status}", message,
+                                     f"agent failure ({error.status})")
+            self._revert_broken_generation(run, state, message)
+            return iteration
         session.stop_if_budget_refused()
         if not isinstance(text, str):
             message = f"the task agent's propose() must return text, it returned {type(text).__name__}"
@@ -151,6 +154,19 @@ class HyperAgentLoop:
                                  summarize_change(best_code, code))
         iteration.note, iteration.benchmark_s = result.message, result.duration_s
         return iteration
+
+    def _revert_broken_generation(self, run: Run, state: dict, message: str) -> None:
+        """A rewritten task agent that passed the three static stages but fails when run is broken too: the live
+        code goes back to its parent now, rather than failing every iteration until the next rewrite."""
+        current = state["generations"][state["current"]]
+        if current["parent"] is None:
+            return  # the seed agent: nothing to go back to
+        current["status"] = "failed"
+        current["validation"] = {"ok": False, "stage": "run", "reason": message}
+        state["current"] = current["parent"]
+        state["last_rejection"] = (f"gen_{current['generation']:03d} passed validation but its task agent failed "
+                                   f"when run: {message}")
+        generations.sync_folders(run.directory, state["generations"], state["current"])
 
     def _record(self, run: Run, state: dict, index: int, metric, accepted: bool, status: str, error: str,
                 summary: str) -> Iteration:

@@ -31,7 +31,7 @@ def is_valid_email(address):
     return len(local) > 0 and "." in domain and ".." not in address
 ```'''
 PROPOSE_EDIT = """<<<<<<< SEARCH
-MAX_TOKENS = 1200
+MAX_TOKENS = 800
 =======
 MAX_TOKENS = 1000
 >>>>>>> REPLACE"""

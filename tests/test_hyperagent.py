@@ -137,6 +137,21 @@ def test_valid_rewrite_becomes_a_generation_that_the_next_iterations_use(tmp_pat
     assert_seed_untouched()
 
 
+def test_rewrite_that_passes_validation_but_fails_when_run_is_reverted_at_once(tmp_path):
+    line = '    reply = sandbox_host.call("llm", "task_agent", build_prompt(context), None, MAX_TOKENS)'
+    broken = "Reason: break it\n" + edit(line, "    raise RuntimeError('broken at run time')\n" + line)
+    process, run_dir = run_level3(tmp_path, task_replies(3) + [meta(broken)], iters=4, meta_every=2)
+    assert process.returncode == 0, process.stderr
+    gen1 = generation(run_dir, 1)
+    assert gen1["status"] == "failed" and gen1["validation"]["stage"] == "run"
+    assert "broken at run time" in gen1["validation"]["reason"]
+    statuses = [(i["generation"], i["status"]) for i in record(run_dir)["iterations"]]
+    # iteration 3 runs the broken gen_001 and fails; iteration 4 is back on gen_000 and works again
+    assert statuses[2] == (1, "rejected:agent_exception") and statuses[3][0] == 0 and statuses[3][1] == "ok"
+    assert "raise RuntimeError" not in (run_dir / "agent_code" / "task_agent.py").read_text()
+    assert_seed_untouched()
+
+
 def test_invalid_rewrites_are_reverted_and_their_reason_recorded_and_shown(tmp_path):
     rewrites = [
         "Reason: syntax\n" + edit("def propose(context):", "def propose(context:"),

@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 import tasks.llm.client as client_module
 from tasks.llm import BudgetExceeded, LLMClient, LLMError, TransientLLMError, make_client
+from tasks.llm.client import CALL_SEED_STRIDE
 from tasks.llm.base import ProviderReply
 from tasks.llm.broker import BrokerRefusal, make_llm_host_function
 from tasks.llm.providers import HOW_TO_GET_A_PROVIDER, choose_provider_name
@@ -182,10 +183,18 @@ def test_local_calls_cost_nothing():
     assert client.complete("worker", "x").cost_usd == 0.0
 
 
-def test_seed_reaches_the_provider():
-    provider = FakeProvider(["a"])
-    LLMClient(provider, seed=1234).complete("worker", "x")
-    assert provider.calls[0]["seed"] == 1234
+def test_each_call_gets_its_own_reproducible_seed():
+    provider, again = FakeProvider(["a", "b"]), FakeProvider(["a", "b"])
+    for fake in (provider, again):
+        client = LLMClient(fake, seed=1234)
+        client.complete("worker", "x")
+        client.complete("worker", "x")
+    seeds = [call["seed"] for call in provider.calls]
+    assert seeds == [1234 * CALL_SEED_STRIDE % 2**31, (1234 * CALL_SEED_STRIDE + 1) % 2**31]
+    assert seeds == [call["seed"] for call in again.calls]  # the same run gets the same seeds
+    unseeded = FakeProvider(["a"])
+    LLMClient(unseeded).complete("worker", "x")
+    assert unseeded.calls[0]["seed"] is None
 
 
 # ---- resumable state -----------------------------------------------------------------------------
@@ -219,7 +228,7 @@ def test_recorded_run_replays_identically(tmp_path):
     recorded = run_session(make_client(f"scripted:{script}", record_to=cassette, seed=7))
     entries = [json.loads(line) for line in cassette.read_text().splitlines()]
     assert len(entries) == 4 and entries[0]["parameters"] == {
-        "system": "you code", "max_tokens": 200, "temperature": 0.3, "seed": 7, "schema": None}
+        "system": "you code", "max_tokens": 200, "temperature": 0.3, "seed": 7 * CALL_SEED_STRIDE, "schema": None}
     replayer = make_client(f"replay:{cassette}", seed=7)
     assert run_session(replayer) == recorded
     assert replayer.usage()["calls"] == 4 and replayer.describe() == "replay:script.jsonl"

@@ -10,7 +10,7 @@ summary, metric, accepted), last_error (why the last attempt failed, or ""), edi
 import sandbox_host
 
 HISTORY_SHOWN = 6     # attempts listed in the prompt; a small model loses the thread in long prompts
-MAX_TOKENS = 1200
+MAX_TOKENS = 800
 
 INSTRUCTION = "Improve the score with a small, focused change to the current code."
 

@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 log = logging.getLogger("tasks.llm")
 _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
+CALL_SEED_STRIDE = 100_003  # call n of a run with seed s samples with seed s*stride+n
 _USAGE_FIELDS = ("calls", "tokens_in", "tokens_out", "cost_usd", "latency_s", "retries")
 
 
@@ -162,9 +163,10 @@ class LLMClient:
         with self._lock:
             self._check_budget_locked()
             self._in_flight += 1
+            seed = self._call_seed()
         try:
             started = time.monotonic()
-            reply = self._generate_with_retries(role, prompt, system, max_tokens, temperature, schema)
+            reply = self._generate_with_retries(role, prompt, system, max_tokens, temperature, schema, seed)
             latency = time.monotonic() - started
         finally:
             with self._lock:
@@ -173,10 +175,18 @@ class LLMClient:
         self._account(role, reply, latency, cost)
         if self.record_to is not None:
             self._record(role, prompt, reply, latency, call_parameters(system, max_tokens, temperature,
-                                                                        self.seed, schema))
+                                                                        seed, schema))
         return reply, latency, cost
 
-    def _generate_with_retries(self, role, prompt, system, max_tokens, temperature, schema) -> ProviderReply:
+    def _call_seed(self) -> int | None:
+        """A different, reproducible seed for every call of a run: with one fixed seed, a local model asked a
+        similar prompt twice samples the same answer twice (seen: repeated "unchanged" candidates)."""
+        if self.seed is None:
+            return None
+        return (self.seed * CALL_SEED_STRIDE + self._usage["calls"]) % 2**31
+
+    def _generate_with_retries(self, role, prompt, system, max_tokens, temperature, schema,
+                               seed: int | None = None) -> ProviderReply:
         retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(TransientLLMError),
                                      wait=self._wait, stop=self._stop, sleep=self._sleep, reraise=True,
                                      before_sleep=lambda state: self._count_retry(role, state))
@@ -186,7 +196,7 @@ class LLMClient:
                 with attempt:
                     attempts += 1
                     return self.provider.generate(prompt, role=role, system=system, max_tokens=max_tokens,
-                                                  temperature=temperature, seed=self.seed, schema=schema,
+                                                  temperature=temperature, seed=seed, schema=schema,
                                                   timeout=self._attempt_timeout())
         except TransientLLMError as exc:
             raise LLMError(f"{self.describe()} call for role {role!r} failed after {attempts} attempt(s), "
