@@ -315,7 +315,9 @@ def build_report(root: Path, records: list[Record], problems: list[str], report:
              f"Written by `python analyze_results.py` at {generated} from {len(records)} experiment record(s) "
              f"(`*/results/*/experiment.json` under {'the repository' if root == REPO_ROOT else f'`{root}`'}).",
              note or "How the records were produced is not known to this analysis (run through `run_all.py` to "
-                     "have its command and preset noted here).", "",
+                     "have its command and preset noted here).",
+             f"Providers and models on record: {', '.join(sorted({r['provider'] + '/' + r['model'] for r in records}))}; "
+             f"the experiments' wall times add up to {sum(r['wall_time_s'] for r in records) / 60:.1f} minutes.", "",
              "Scores are each run's best so far; tokens, calls and cost are the LLM client's own accounting; wall "
              "time is the run's, summed over resumed sessions.", ""]
     if problems:

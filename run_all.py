@@ -399,7 +399,8 @@ def preset_note(args, experiments: list[Experiment], argv: list[str]) -> str:
                        for level, (iters, flags) in per_level.items())
     seeds = len({e.seed for e in experiments})
     return (f"Produced by `{resume_command(argv)}` (preset {preset}: {levels}; {seeds} seed(s); "
-            f"provider {args.provider or 'the harness default'}{', model ' + args.model if args.model else ''}).")
+            f"provider {args.provider or 'chosen automatically (LLM_PROVIDER, else the first configured backend)'}"
+            f"{', model ' + args.model if args.model else ''}; on a machine with {os.cpu_count()} CPU cores).")
 
 
 def main(argv=None) -> int:
