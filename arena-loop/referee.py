@@ -18,10 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import jsonschema
-
 from tasks.harness import sibling
 from tasks.llm import BudgetExceeded, LLMError
+from tasks.task_kit import schema_problem
 
 llm = sibling(__file__, "llm")
 
@@ -112,10 +111,9 @@ def form_problem(task, case) -> str | None:
         return f"a case must be a JSON object, got {type(case).__name__}"
     if len(json.dumps(case, ensure_ascii=False)) > MAX_CASE_CHARS:
         return f"the case is over {MAX_CASE_CHARS} characters as JSON"
-    try:
-        jsonschema.validate(case, task.config.CASE_SCHEMA)
-    except jsonschema.ValidationError as error:
-        return f"does not match CASE_SCHEMA: {error.message[:300]}"
+    problem = schema_problem(case, task.config.CASE_SCHEMA)
+    if problem:
+        return problem
     # the task's own well-formedness check: validate_case (support) or case_problem (snake: legal layout)
     validate_case = getattr(task.config, "validate_case", None) or getattr(task.config, "case_problem", None)
     if callable(validate_case):

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jsonschema
 
 from tasks.email_validation.reference import why_invalid
+from tasks.task_kit import fill_prompt, schema_problem
 
 TASK_NAME = "email_validation"
 METRIC_NAME = "accuracy"
@@ -39,18 +39,14 @@ PROMPT_TEMPLATE = (Path(__file__).resolve().parent / "prompt.txt").read_text(enc
 
 
 def build_prompt(code: str, metric) -> str:
-    shown_metric = "not measured yet" if metric is None else f"{metric:.1f}%"
-    # Plain replacement, not str.format: the rule text itself contains braces ({ | }).
-    # The code goes in last so nothing inside it is ever treated as a placeholder.
-    return PROMPT_TEMPLATE.replace("{metric}", shown_metric).replace("{code}", code.rstrip())
+    return fill_prompt(PROMPT_TEMPLATE, code, "not measured yet" if metric is None else f"{metric:.1f}%")
 
 
 def reference_check(case) -> str | None:
     """None when the reference agrees with the case's `expected`, else why it does not."""
-    try:
-        jsonschema.validate(case, CASE_SCHEMA)
-    except jsonschema.ValidationError as error:
-        return f"case does not match CASE_SCHEMA: {error.message}"
+    problem = schema_problem(case, CASE_SCHEMA)
+    if problem:
+        return problem
     reason = why_invalid(case["address"])
     if case["expected"] and reason is not None:
         return f"reference says invalid: {reason}"

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jsonschema
 
 from tasks.snake.game import BOARD_HEIGHT, BOARD_WIDTH, MOVES, START_LENGTH, layout_problem
 from tasks.snake.reference_player import reference_shortfall
+from tasks.task_kit import fill_prompt, schema_problem
 
 TASK_NAME = "snake"
 METRIC_NAME = "mean_apples"
@@ -50,17 +50,14 @@ PROMPT_TEMPLATE = (Path(__file__).resolve().parent / "prompt.txt").read_text(enc
 
 
 def build_prompt(code: str, metric) -> str:
-    shown_metric = "not measured yet" if metric is None else f"{metric:.2f} mean apples"
-    # Plain replacement, not str.format: the code goes in last so nothing inside it is a placeholder.
-    return PROMPT_TEMPLATE.replace("{metric}", shown_metric).replace("{code}", code.rstrip())
+    return fill_prompt(PROMPT_TEMPLATE, code, "not measured yet" if metric is None else f"{metric:.2f} mean apples")
 
 
 def case_problem(case) -> str | None:
     """Why a scenario cannot be played (wrong shape or an illegal layout), or None."""
-    try:
-        jsonschema.validate(case, CASE_SCHEMA)
-    except jsonschema.ValidationError as error:
-        return f"case does not match CASE_SCHEMA: {error.message}"
+    problem = schema_problem(case, CASE_SCHEMA)
+    if problem:
+        return problem
     # JSON Schema counts 6.0 as an integer; the engine needs real ints (board sizes feed range()).
     numbers = [case["seed"], case["width"], case["height"], case["min_apples"], *case["food"],
                *(value for cell in case["snake"] for value in cell)]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from tasks.support import rubric
+from tasks.task_kit import fill_prompt
 
 TASK_DIR = Path(__file__).resolve().parent
 KNOWLEDGE_BASE = TASK_DIR / "knowledge_base.json"
@@ -36,9 +37,7 @@ PROMPT_TEMPLATE = (TASK_DIR / "prompt.txt").read_text(encoding="utf-8")
 
 
 def build_prompt(code: str, metric) -> str:
-    shown_metric = "not measured yet" if metric is None else f"{metric:.1f} / 100"
-    # Plain replacement, not str.format: the template shows JSON braces. Code goes in last.
-    return PROMPT_TEMPLATE.replace("{metric}", shown_metric).replace("{code}", code.rstrip())
+    return fill_prompt(PROMPT_TEMPLATE, code, "not measured yet" if metric is None else f"{metric:.1f} / 100")
 
 
 def load_kb() -> list[dict]:
