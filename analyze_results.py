@@ -295,9 +295,31 @@ def task_section(task: str, records: list[Record], plots: list[tuple[str, Path]]
         if arena and arena[0]["original"]:
             lines += ["", f"The arena's own best solution scores {_suite_cell(arena[0]['original'])} on the original "
                           f"tests ({arena[0]['record']['provider']}/{arena[0]['record']['model']})."]
+    lines += arena_case_lines(records)
     for title, path in plots:
         lines += ["", f"![{task}: {title}]({Path(os.path.relpath(path, report_dir)).as_posix()})"]
     return lines + [""]
+
+
+def arena_case_lines(records: list[Record]) -> list[str]:
+    """How many test cases the arena's test agents proposed, and how many the checks rejected and why."""
+    lines = []
+    for record in records:
+        rounds = [i for i in record["iterations"] if "cases_accepted" in i]
+        if record.level != ARENA_LEVEL or not rounds:
+            continue
+        accepted = sum(i["cases_accepted"] for i in rounds)
+        rejected = sum(i["cases_rejected"] for i in rounds)
+        stages: dict[str, int] = {}
+        for i in rounds:
+            for stage, count in (i.get("rejections_by_stage") or {}).items():
+                stages[stage] = stages.get(stage, 0) + count
+        why = ", ".join(f"{stage} {count}" for stage, count in sorted(stages.items())) or "none"
+        seed = f" seed {record['seed']}" if record["seed"] else ""
+        lines += ["", f"{record.label}{seed} test cases: {accepted + rejected} proposed, {accepted} accepted into the "
+                      f"suite, {rejected} rejected (by check: {why}); every rejected case is kept with its reason "
+                      "in the run's `rejected_cases.json`."]
+    return lines
 
 
 def _interval(values: tuple[float, float, float]) -> str:

@@ -168,3 +168,17 @@ def test_cross_level_robustness_table_and_cache(tmp_path, monkeypatch):
     monkeypatch.setattr("tasks.task_runner.run_solution", no_scoring)
     assert analyze_results.main(["--results-root", str(tmp_path)]) == 0
     assert "66.67 (2/3 passed)" in (tmp_path / "experiment-results.md").read_text()
+
+
+def test_report_counts_the_arenas_proposed_and_rejected_cases(tmp_path):
+    directory = write_record(tmp_path, "arena-loop", "email_validation", 0, 60.0)
+    record = json.loads((directory / "experiment.json").read_text())
+    record["iterations"] = [
+        dict(record["iterations"][0], iteration=1, cases_accepted=2, cases_rejected=3,
+             rejections_by_stage={"duplicate": 2, "referee": 1}),
+        dict(record["iterations"][0], iteration=2, cases_accepted=1, cases_rejected=1,
+             rejections_by_stage={"referee": 1})]
+    (directory / "experiment.json").write_text(json.dumps(record))
+    assert analyze_results.main(["--results-root", str(tmp_path)]) == 0
+    report = (tmp_path / "experiment-results.md").read_text()
+    assert "L4 Arena test cases: 7 proposed, 3 accepted into the suite, 4 rejected (by check: duplicate 2, referee 2)" in report
