@@ -154,13 +154,7 @@ def plot_task(task: str, records: list[Record], plots_dir: Path) -> list[tuple[s
         axes.plot(range(length), mean_curve, label=f"{label} — {provider}/{model}{suffix}", **_style(number))
     axes.set(xlabel="iteration", ylabel=f"best {metric} so far", title=f"{task}: best score by iteration")
     axes.xaxis.get_major_locator().set_params(integer=True)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    path = plots_dir / f"{task}-score-by-iteration.png"
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    written.append(("best score by iteration", path))
+    written.append(("best score by iteration", _save(figure, axes, plots_dir / f"{task}-score-by-iteration.png")))
 
     paid = any(point[0] > 0 for r in records for point in cumulative_cost(r))
     figure, axes = plt.subplots(figsize=(7, 4.2))
@@ -173,14 +167,19 @@ def plot_task(task: str, records: list[Record], plots_dir: Path) -> list[tuple[s
     xlabel = "cumulative LLM cost (USD)" if paid else "cumulative LLM tokens in+out (every provider here cost $0)"
     axes.set(xlabel=xlabel, ylabel=f"best {metric} so far",
              title=f"{task}: best score against {'cost' if paid else 'tokens'}")
+    written.append(("best score against cost" if paid else "best score against tokens (no run had a cost)",
+                    _save(figure, axes, plots_dir / f"{task}-score-by-cost.png")))
+    return written
+
+
+def _save(figure, axes, path: Path) -> Path:
+    import matplotlib.pyplot as plt
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
-    path = plots_dir / f"{task}-score-by-cost.png"
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
-    written.append(("best score against cost" if paid else "best score against tokens (no run had a cost)", path))
-    return written
+    return path
 
 
 def _style(number: int) -> dict:

@@ -385,15 +385,11 @@ def validate_case(case, kb: list[dict], *, normalized_kb: str | None = None) -> 
 
     Checks: the JSON schema, unique check ids, at least one credit check, and each check as
     `validate_check` does. Whether the expected facts are *right* is not decided here: an LLM referee does that."""
-    import jsonschema  # imported here so matching works without it
-
     if _json_depth(case) > MAX_CASE_DEPTH:
         return f"case is nested more than {MAX_CASE_DEPTH} levels deep; flatten its matchers"
-    try:
-        jsonschema.validate(case, CASE_SCHEMA)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "case"
-        return f"{where}: {exc.message[:300]}"
+    problem = _schema_problem(case, CASE_SCHEMA, "case")
+    if problem:
+        return problem
     ids = [check["id"] for check in case["checks"]]
     if len(set(ids)) != len(ids):
         return f"check ids must be unique, got {ids}"
@@ -410,18 +406,24 @@ def validate_case(case, kb: list[dict], *, normalized_kb: str | None = None) -> 
 CHECK_SCHEMA = {"$ref": "#/$defs/check", "$defs": CASE_SCHEMA["$defs"]}
 
 
+def _schema_problem(value, schema: dict, what: str) -> str | None:
+    """"<where>: <message>" when `value` breaks the schema (the form rubric authors and test agents are shown)."""
+    import jsonschema  # imported here so matching works without it
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError as exc:
+        return f"{'/'.join(str(p) for p in exc.absolute_path) or what}: {exc.message[:300]}"
+    return None
+
+
 def validate_check(check, kb: list[dict], *, normalized_kb: str | None = None) -> str | None:
     """None when one check is well formed and, for credit keywords, grounded in `kb`; else the reason.
     Lets a rubric generator drop a single bad check instead of a whole case."""
-    import jsonschema
-
     if _json_depth(check) > MAX_CASE_DEPTH - 2:   # a check sits two levels down in a case
         return f"check is nested more than {MAX_CASE_DEPTH - 2} levels deep; flatten its matchers"
-    try:
-        jsonschema.validate(check, CHECK_SCHEMA)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "check"
-        return f"{where}: {exc.message[:300]}"
+    problem = _schema_problem(check, CHECK_SCHEMA, "check")
+    if problem:
+        return problem
     return _check_content_problem(check, normalized_kb if normalized_kb is not None else kb_text(kb))
 
 
