@@ -9,7 +9,7 @@ child keeps its parent's propose() (the mutation is reverted) and the reason is 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +21,7 @@ from tasks.llm.broker import make_llm_host_function
 from tasks.sandbox import Limits, Sandbox, SandboxError
 
 llm = sibling(__file__, "llm")
+agent_state = sibling(__file__, "agent_state")
 
 PROPOSE_FILE = "propose_agent.py"
 PROPOSE_REQUIRED = {PROPOSE_FILE: {"propose": ["context"]}}
@@ -29,11 +30,10 @@ DEFAULT_PROPOSE = (Path(__file__).resolve().parent / "default_propose.py").read_
 # excluded per call, but the session deadline counts it), so total_timeout is generous.
 PROPOSE_LIMITS = Limits(load_timeout=10.0, call_timeout=20.0, total_timeout=1800.0, cpu_seconds=30, memory_mb=512)
 MAX_REPLY_CHARS = 60_000
-HISTORY_KEPT = 20           # per-agent round records kept in the state
 
 
 @dataclass
-class CodeAgent:
+class CodeAgent(agent_state.AgentState):
     id: str
     code: str
     propose_source: str
@@ -45,15 +45,6 @@ class CodeAgent:
     last_error: str = ""                 # why the last attempt was not kept
     history: list = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CodeAgent":
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
-
-    def remember(self, entry: dict) -> None:
-        self.history = (self.history + [entry])[-HISTORY_KEPT:]
 
 
 def build_context(agent: CodeAgent, task, round_index: int, edit_format: str) -> dict:

@@ -7,12 +7,13 @@ mutation: the mutator rewrites the focus sentence of the best test agent.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from tasks.harness import sibling
 from tasks.llm import BudgetExceeded, LLMError
 
 llm = sibling(__file__, "llm")
+agent_state = sibling(__file__, "agent_state")
 
 # Starting foci, handed out in turn; written for any task (the specification supplies the specifics).
 INITIAL_FOCI = (
@@ -21,11 +22,10 @@ INITIAL_FOCI = (
     "unusual but allowed inputs the code may not expect",
     "two rules of the specification that interact in one input",
 )
-HISTORY_KEPT = 20
 
 
 @dataclass
-class TestAgent:
+class TestAgent(agent_state.AgentState):
     __test__ = False  # not a pytest test class, whatever its name
 
     id: str
@@ -35,15 +35,6 @@ class TestAgent:
     history: list = field(default_factory=list)   # per round: {"round", "score", "proposed", "accepted", ...}
     error: str = ""                                # the last proposal's failure, shown in no prompt (a record)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TestAgent":
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
-
-    def remember(self, entry: dict) -> None:
-        self.history = (self.history + [entry])[-HISTORY_KEPT:]
 
     def recent_score(self, rounds: int) -> float:
         return sum(entry["score"] for entry in self.history[-rounds:])
