@@ -226,6 +226,11 @@ def _drive(run: Run, state: dict, checkpoints: RunDirectory, args) -> dict:
             tqdm.write(_line(run, entry), file=sys.stderr)
         state["status"] = "complete"
     except BudgetExceeded as stop:
+        # Drop what the unfinished iteration changed in memory (a level may have recorded half an attempt):
+        # back to the last checkpoint, so a resumed run repeats that iteration whole, exactly once.
+        state = checkpoints.load()
+        run.state = state
+        run.client.load_state_dict(state["llm"])
         state["status"] = "budget_exhausted"
         tqdm.write(f"[{label}] stopped cleanly at iteration {state['next_iteration']}: {stop}. "
                    "Raise --max-cost/--max-calls and rerun to continue.", file=sys.stderr)
@@ -238,7 +243,8 @@ def _drive(run: Run, state: dict, checkpoints: RunDirectory, args) -> dict:
         progress.close()
         # the state on disk is the last checkpoint; only the status and record change here
         _write_record(run, state)
-    checkpoints.save(state)
+    if state["status"] == "complete":
+        checkpoints.save(state)
     return _record(run, state)
 
 

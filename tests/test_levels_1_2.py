@@ -198,3 +198,22 @@ def test_help_explains_every_option():
                          capture_output=True, text=True, cwd=REPO_ROOT).stdout
     for option in ("--task", "--iters", "--provider", "--model", "--seed", "--fresh", "--max-cost", "--max-calls"):
         assert option in out
+
+
+def test_budget_stop_between_worker_and_reviewer_resumes_without_a_duplicate_attempt(tmp_path):
+    task = "email_validation"
+    answers = [ANSWERS[task]["worse"], ANSWERS[task]["worse"], ANSWERS[task]["better"]]
+    script = write_script(tmp_path / "script.jsonl", "feedback-loop", answers)
+    run_level("feedback-loop", task, script, tmp_path / "straight", "--iters", "3")
+    # 3 calls: worker 1, reviewer 1, then worker 2; iteration 2's reviewer call is refused by the budget
+    stopped = run_level("feedback-loop", task, script, tmp_path / "capped", "--iters", "3", "--max-calls", "3",
+                        check=False)
+    assert stopped.returncode == 3 and "stopped cleanly at iteration 2" in stopped.stderr
+    assert len(record(tmp_path / "capped", task)["iterations"]) == 1
+    run_level("feedback-loop", task, script, tmp_path / "capped", "--iters", "3", "--max-calls", "20")
+    strip = lambda r: [{k: v for k, v in i.items() if k not in ("benchmark_s", "llm_latency_s")}
+                       for i in r["iterations"]]
+    assert strip(record(tmp_path / "capped", task)) == strip(record(tmp_path / "straight", task))
+    checkpoints = sorted((tmp_path / "capped" / task).glob("checkpoint-*.json"))
+    attempts = json.loads(checkpoints[-1].read_text())["state"]["level_state"]["attempts"]
+    assert [a["iteration"] for a in attempts] == [1, 2, 3]
