@@ -203,6 +203,10 @@ class Sandbox:
         self._response_r, response_w = os.pipe()
         worker_limits = {k: v for k, v in asdict(self.limits).items()} | {"drop_privileges": iso.drop_privileges}
         worker = WORKER_INSIDE if iso.bubblewrap else str(WORKER)
+        # A fresh interpreter isolated like `python -I` (no user site, no script directory on sys.path, and an
+        # environment we build from an allow-list, so no PYTHON* variable of ours reaches it), but spelled
+        # -s -P: -I would also ignore PYTHONHASHSEED, and a fixed hash seed keeps set and dict order, and so a
+        # solution's score, the same from run to run.
         command = [sys.executable, "-s", "-P", worker, str(request_r), str(response_w), json.dumps(worker_limits)]
         environment = dict(ENVIRONMENT, HOME=inside)
         if iso.bubblewrap:
