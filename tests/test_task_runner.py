@@ -92,3 +92,15 @@ def test_without_bubblewrap_the_other_layers_still_hold_and_it_says_so(tmp_path,
             box.call("hang")
     assert error.value.status == "timeout"
     monkeypatch.setattr(sandbox, "_isolation", None)  # the next test sees the real machine again
+
+
+def test_set_order_and_so_scores_are_the_same_in_every_worker(tmp_path):
+    # With hash randomization, iterating a set of strings gives a different order in each new process; a
+    # solution that (unwisely) depends on it would score differently from run to run. The worker fixes the seed.
+    path = tmp_path / "candidate.py"
+    path.write_text("def order():\n    return list({'UP', 'DOWN', 'LEFT', 'RIGHT', 'apple', 'pear', 'plum', 'fig'})\n")
+    orders = set()
+    for _ in range(4):
+        with sandbox.Sandbox(path) as box:
+            orders.add(tuple(box.call("order")))
+    assert len(orders) == 1
