@@ -16,6 +16,7 @@ one machine give each fewer), SIA_MODEL_DIR (where the weights are cached).
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -60,6 +61,14 @@ def load_model(path: str):
                                f"`python -m tasks.llm.local_weights verify`.") from None
             _MODEL_LOCKS[path] = threading.Lock()
         return _MODELS[path], _MODEL_LOCKS[path]
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the models while llama.cpp is still loaded: left to the garbage collector at interpreter exit,
+    Llama.__del__ runs after the library's functions are gone and prints a TypeError traceback."""
+    while _MODELS:
+        _MODELS.popitem()[1].close()
 
 
 def _grammar_for(schema: dict):
