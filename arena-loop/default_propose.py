@@ -1,7 +1,7 @@
 """A code agent's proposer, the code that writes code: the arena's mutator may rewrite this file.
 
 It runs in the sandbox. `propose(context)` gets plain data from the arena and returns the model's
-reply; the arena turns that reply into a candidate solution (SEARCH/REPLACE edits or a whole file),
+reply; the arena turns that reply into a candidate solution (the changed functions, SEARCH/REPLACE edits or a whole file),
 scores it on the whole suite and keeps it only if it is better.
 """
 import sandbox_host

@@ -1,7 +1,7 @@
 """The seed task agent (generation 0; this file is never modified: the run rewrites copies of it).
 
 It runs inside the sandbox. `propose(context)` gets plain data from the trusted loop and returns the text of an
-LLM reply (SEARCH/REPLACE edits or a whole file) that the loop turns into a candidate solution and scores.
+LLM reply (the changed functions, SEARCH/REPLACE edits or a whole file) that the loop turns into a candidate solution and scores.
 Its only way to a model is the broker: sandbox_host.call("llm", "task_agent", prompt, schema, max_tokens).
 
 context keys: task_prompt (the task, the best code and its score), history (recent attempts: iteration,
