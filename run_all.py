@@ -278,6 +278,13 @@ def describe_record(record: dict | None) -> str:
             f"({record.get('provider')}/{record.get('model')})")
 
 
+def made_with_requested_model(record: dict, args) -> bool:
+    """False when --provider/--model ask for something else than the finished run used."""
+    provider, _, script = (args.provider or "").partition(":")
+    model = args.model or (Path(script).name if script else None)  # scripted:/replay: runs are named by their file
+    return (not provider or record.get("provider") == provider) and (not model or record.get("model") == model)
+
+
 def read_record(experiment: Experiment) -> dict | None:
     try:
         return json.loads((experiment.run_dir / "experiment.json").read_text())
@@ -291,6 +298,8 @@ def run_experiments(experiments: list[Experiment], args, console: Console) -> bo
     pending = []
     for number, experiment in enumerate(experiments, start=1):
         record = None if args.fresh else completed(experiment)
+        if record is not None and not made_with_requested_model(record, args):
+            record = None  # not skipped: the experiment itself refuses to mix models and says what to do
         if record is not None:
             experiment.outcome, experiment.reason = "skipped", "already complete: " + describe_record(record)
             console.say(f"[{number}/{total}] {experiment.label}: skipped, already complete ({describe_record(record)})")

@@ -32,6 +32,10 @@ from tasks.task_runner import REPO_ROOT, RunResult, Task, TaskError, load_task, 
 RECORD_VERSION = 1
 
 
+class RunConflict(ValueError):
+    """The command asks to continue a run with another provider or model than the one it was made with."""
+
+
 # ----- the contract a level implements -------------------------------------------------------------
 @dataclass
 class Iteration:
@@ -158,6 +162,11 @@ def run_level(loop: Loop, args: argparse.Namespace) -> dict:
             checkpoints.save(state)
         else:
             state = saved
+            recorded = state["llm"].get("describe")
+            if recorded and recorded != client.describe():
+                raise RunConflict(f"{directory} holds a run made with {recorded}, and this command asks for "
+                                  f"{client.describe()}; one run mixing two models would not compare honestly. "
+                                  "Use --fresh to replace it, or --results-dir DIR to keep both.")
             client.load_state_dict(state["llm"])
             _trim_cassette(directory / "llm_calls.jsonl", state["llm"]["usage"]["calls"])
             write_solution(state["best_code"], run.best_path)  # best.py may be newer than the checkpoint
@@ -318,7 +327,7 @@ def main(loop: Loop, description: str, argv=None, experiment: bool = False, defa
                 return 3
     except KeyboardInterrupt:
         return 130
-    except (TaskError, LLMError, RunLockedError, CheckpointError, CandidateRejected) as error:
+    except (TaskError, LLMError, RunLockedError, CheckpointError, CandidateRejected, RunConflict) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -217,3 +217,14 @@ def test_budget_stop_between_worker_and_reviewer_resumes_without_a_duplicate_att
     checkpoints = sorted((tmp_path / "capped" / task).glob("checkpoint-*.json"))
     attempts = json.loads(checkpoints[-1].read_text())["state"]["level_state"]["attempts"]
     assert [a["iteration"] for a in attempts] == [1, 2, 3]
+
+
+def test_continuing_a_run_with_another_model_is_refused_with_what_to_do(tmp_path):
+    task = "email_validation"
+    first = write_script(tmp_path / "first.jsonl", "autoresearch", [ANSWERS[task]["better"]] * 2)
+    other = write_script(tmp_path / "other.jsonl", "autoresearch", [ANSWERS[task]["better"]] * 2)
+    run_level("autoresearch", task, first, tmp_path / "results", "--iters", "1")
+    refused = run_level("autoresearch", task, other, tmp_path / "results", "--iters", "2", check=False)
+    assert refused.returncode == 2
+    assert "holds a run made with scripted:first.jsonl" in refused.stderr and "--fresh" in refused.stderr
+    assert len(record(tmp_path / "results", task)["iterations"]) == 1  # nothing was added to the old run

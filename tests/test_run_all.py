@@ -182,3 +182,14 @@ def test_report_counts_the_arenas_proposed_and_rejected_cases(tmp_path):
     assert analyze_results.main(["--results-root", str(tmp_path)]) == 0
     report = (tmp_path / "experiment-results.md").read_text()
     assert "L4 Arena test cases: 7 proposed, 3 accepted into the suite, 4 rejected (by check: duplicate 2, referee 2)" in report
+
+
+def test_a_finished_run_is_not_skipped_for_another_model_and_the_conflict_is_reported(tmp_path):
+    whole_file = f"```python\n{REFERENCE_VALIDATOR}\n```"
+    first = write_script(tmp_path / "first.jsonl", [whole_file])
+    other = write_script(tmp_path / "other.jsonl", [whole_file])
+    common = ["--levels", "autoresearch", "--tasks", "email_validation", "--iters", "1", "--results-root", str(tmp_path)]
+    assert run_all_process(*common, "--provider", f"scripted:{first}").returncode == 0
+    again = run_all_process(*common, "--provider", f"scripted:{other}")
+    assert again.returncode == 1 and "skipped, already complete" not in again.stdout
+    assert "holds a run made with scripted:first.jsonl" in again.stdout and "--fresh" in again.stdout
