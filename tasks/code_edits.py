@@ -15,7 +15,8 @@ Decisions worth knowing:
 - A line that is just a code fence at the start or end of a SEARCH/REPLACE section is dropped (weak
   models fence the sections themselves).
 - A fence that is never closed is not a candidate: its reply was probably cut short.
-- "Unchanged" compares Python tokens, so whitespace-only edits count as unchanged but comment edits do not.
+- "Unchanged" compares the programs without whitespace, comments and docstrings: a candidate that differs
+  only there cannot score differently, so it is rejected before any benchmark time is spent.
 - A fenced block that writes out only some of the file's functions is a function-level edit: it is merged
   into the current file by name (tasks/code_merge.py); one that defines them all is the whole new file.
 """
@@ -429,11 +430,28 @@ def _token_form(source: str) -> tuple | None:
         return None
 
 
-def _same_ignoring_whitespace(a: str, b: str) -> bool:
-    tokens_a, tokens_b = _token_form(a), _token_form(b)
-    if tokens_a is None or tokens_b is None:  # e.g. the current file is broken: compare stripped lines
-        return _line_form(a) == _line_form(b)
-    return tokens_a == tokens_b
+def _code_form(source: str) -> str | None:
+    """The program without docstrings, comments or layout (an AST dump), or None if it does not parse."""
+    tree = _parse(source)
+    if tree is None:
+        return None
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
+def _same_code(a: str, b: str) -> bool:
+    """Nothing a benchmark could notice changed: only whitespace, comments or docstrings differ."""
+    code_a, code_b = _code_form(a), _code_form(b)
+    if code_a is None or code_b is None:  # e.g. the current file is broken: compare tokens, then lines
+        tokens_a, tokens_b = _token_form(a), _token_form(b)
+        if tokens_a is None or tokens_b is None:
+            return _line_form(a) == _line_form(b)
+        return tokens_a == tokens_b
+    return code_a == code_b
 
 
 def candidate_from_reply(reply: str, current_source: str, *, truncated: bool = False,
@@ -464,10 +482,10 @@ def candidate_from_reply(reply: str, current_source: str, *, truncated: bool = F
     error = _compile_error(candidate)
     if error is not None:
         raise CandidateRejected("syntax_error", f"The resulting file does not compile: {error}")
-    if _same_ignoring_whitespace(candidate, _normalize_newlines(current_source)):
+    if _same_code(candidate, _normalize_newlines(current_source)):
         raise CandidateRejected(
-            "unchanged", "The resulting file is the same as the current one (apart from whitespace). "
-            "Make a real change to the code.")
+            "unchanged", "Your answer does what the current code already does: it differs only in whitespace, "
+            "comments or docstrings. Change what the code does.")
     tree = _parse(candidate)
     defined = _top_level_names(tree) if tree is not None else set()
     missing = [n for n in required_names if n not in defined]

@@ -362,3 +362,14 @@ def test_generated_valid_edits_apply_exactly(function, value, shifted):
         old, new = (textwrap.indent(old, "  "), textwrap.indent(new, "  "))
     result = candidate_from_reply(edit(old, new), SOURCE)
     assert f"CONSTANT_{abs(value)} = {value}" in result and result.count("def ") == 3
+
+
+def test_a_change_only_to_comments_or_docstrings_is_unchanged():
+    documented = '"""A module docstring."""\n# a comment\n' + SOURCE.replace(
+        "def helper(x):\n", 'def helper(x):\n    """Adds one."""  \n')
+    assert rejected(f"```python\n{documented}```").kind == "unchanged"
+    # the model wrote the one function back unchanged: merged, it drops nothing and changes nothing
+    same_function = 'def choose_move(state):\n    moves = state["moves"]\n    return moves[0]  # first\n'
+    error = rejected(f"```python\n{same_function}```")
+    assert error.kind == "unchanged" and "differs only in whitespace, comments or docstrings" in error.message
+    assert candidate_from_reply(f"```python\n{same_function.replace('[0]', '[1]')}```", SOURCE)
