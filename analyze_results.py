@@ -338,6 +338,7 @@ def build_report(root: Path, records: list[Record], problems: list[str], report:
              note or "How the records were produced is not known to this analysis (run through `run_all.py` to "
                      "have its command and preset noted here).",
              f"Providers and models on record: {', '.join(sorted({r['provider'] + '/' + r['model'] for r in records}))}; "
+             f"code version(s) the runs started from: {', '.join(sorted({r.data.get('code_version', 'unknown') for r in records}))}; "
              f"the experiments' wall times add up to {sum(r['wall_time_s'] for r in records) / 60:.1f} minutes.", "",
              "Scores are each run's best so far; tokens, calls and cost are the LLM client's own accounting; wall "
              "time is the run's, summed over resumed sessions.", ""]

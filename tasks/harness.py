@@ -192,7 +192,7 @@ def _fresh_state(run: Run, args) -> dict:
     write_solution(code, run.best_path)
     print(f"[{run.loop.level}/{run.task.name}] initial {run.task.metric_name} = {baseline.metric:g} "
           f"({baseline.duration_s:.1f} s)", file=sys.stderr)
-    return {"record_version": RECORD_VERSION, "next_iteration": 1, "status": "running",
+    return {"record_version": RECORD_VERSION, "code_version": code_version(), "next_iteration": 1, "status": "running",
             "initial_metric": baseline.metric, "best_metric": baseline.metric, "best_code": code,
             "iterations": [], "wall_time_s": 0.0, "started_at": _now(), "llm": run.client.state_dict(),
             "level_state": run.loop.start(run)}
@@ -280,6 +280,7 @@ def _record(run: Run, state: dict) -> dict:
     usage = run.client.usage()
     return {"record_version": RECORD_VERSION, "level": run.loop.level, "task": run.task.name,
             "seed": run.args.seed, "provider": run.client.provider.name, "model": run.client.provider.model,
+            "code_version": state.get("code_version", "unknown"),
             "metric_name": run.task.metric_name, "higher_is_better": run.task.higher_is_better,
             "status": state["status"], "iters_requested": run.args.iters,
             "initial_metric": state["initial_metric"], "best_metric": state["best_metric"],
@@ -289,6 +290,16 @@ def _record(run: Run, state: dict) -> dict:
 
 def _write_record(run: Run, state: dict) -> None:
     atomic_write_text(run.directory / "experiment.json", json.dumps(_record(run, state), indent=1), durable=False)
+
+
+def code_version() -> str:
+    """The commit the run started from (with "-dirty" for uncommitted changes), so a result can be traced."""
+    import subprocess
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def _now() -> str:

@@ -228,3 +228,11 @@ def test_continuing_a_run_with_another_model_is_refused_with_what_to_do(tmp_path
     assert refused.returncode == 2
     assert "holds a run made with scripted:first.jsonl" in refused.stderr and "--fresh" in refused.stderr
     assert len(record(tmp_path / "results", task)["iterations"]) == 1  # nothing was added to the old run
+
+
+def test_the_record_names_the_code_version_it_started_from(tmp_path, repo_root):
+    script = write_script(tmp_path / "script.jsonl", "autoresearch", [ANSWERS["email_validation"]["better"]])
+    run_level("autoresearch", "email_validation", script, tmp_path / "results", "--iters", "1")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root, capture_output=True,
+                          text=True).stdout.strip()
+    assert record(tmp_path / "results", "email_validation")["code_version"].startswith(head[:7])
