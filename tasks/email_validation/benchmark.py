@@ -45,8 +45,8 @@ def case_problem(case) -> str | None:
 def load_suites(extra_test_files: list[str]) -> dict[str, list[dict]]:
     """The task's own cases as "original", then each --tests file under its file name."""
     suites = {ORIGINAL_SUITE_NAME: json.loads(ORIGINAL_CASES.read_text(encoding="utf-8"))["cases"]}
-    for file_name, cases in load_test_suites(extra_test_files, validate_case=case_problem).items():
-        suites[file_name if file_name != ORIGINAL_SUITE_NAME else f"{file_name} (file)"] = cases
+    # load_test_suites never names a suite "original", so a file of that name cannot replace the task's own
+    suites.update(load_test_suites(extra_test_files, validate_case=case_problem))
     return suites
 
 

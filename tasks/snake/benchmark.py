@@ -104,8 +104,7 @@ def evaluate(solution_path, args) -> dict:
         details["suites"] = {"original": {"passed": details["endings"].get("board_full", 0),
                                           "total": len(GAME_SEEDS), "score": mean_apples}}
         failures: list = []
-        for file_name, cases in suites_to_play.items():
-            suite_name = file_name if file_name != "original" else "original (file)"
+        for suite_name, cases in suites_to_play.items():  # never "original": load_test_suites sees to that
             details["suites"][suite_name] = play_scenarios(box, suite_name, cases, failures)
         if failures:
             details["scenario_failures"] = failures

@@ -29,11 +29,9 @@ Scoring, and why dumping the knowledge base scores badly:
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import unicodedata
-from pathlib import Path
 from typing import Callable
 
 try:  # the regex parser, used only to refuse patterns that could backtrack for ever
@@ -449,22 +447,3 @@ def _check_content_problem(check: dict, normalized_kb: str) -> str | None:
             return (f"check {check['id']}: none of the keywords {matcher['any']} appears in the knowledge "
                     f"base, so the question is not answerable from it")
     return None
-
-
-def load_suite_cases(path: str | Path, kb: list[dict]) -> dict[str, dict]:
-    """Read a --tests file `{"cases": [case, ...]}` into {"<stem>:<index>": case}, refusing invalid cases."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"test file {path}: cannot read it as JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-        raise ValueError(f'test file {path}: expected an object {{"cases": [case, ...]}}')
-    normalized_kb = kb_text(kb)
-    cases = {}
-    for index, case in enumerate(data["cases"]):
-        reason = validate_case(case, kb, normalized_kb=normalized_kb)
-        if reason:
-            raise ValueError(f"test file {path}, case {index}: {reason}")
-        cases[f"{path.stem}:{index}"] = case
-    return cases
